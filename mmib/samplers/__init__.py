@@ -1,0 +1,3 @@
+from .infobatch_sampler import InfiniteInfoBatchSampler, SampledBatch
+
+__all__ = ['InfiniteInfoBatchSampler', 'SampledBatch']
