@@ -142,16 +142,16 @@ def test_reiter_restarts_at_consumed_position():
 
 
 class RecordingSampler(InfiniteInfoBatchSampler):
-    """Logs each sampled batch's weights at the moment it is sampled."""
+    """Logs each sample's weight at the moment it is sampled, by position."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.decided = {}
 
-    def _rank_indices(self):
-        for index in super()._rank_indices():
-            batch = self._issued[-1]
-            self.decided.setdefault(batch.start, batch.weights.clone())
+    def _rank_indices(self, start):
+        for index in super()._rank_indices(start):
+            ordinal, _, weight, _ = self._issued[-1]
+            self.decided.setdefault(start + ordinal, weight)
             yield index
 
 
@@ -168,7 +168,8 @@ def test_prefetch_weights_bound_at_sampling():
         data = next(iterator)
         batch = sampler.pop_batch(len(data))
         assert batch.indices.tolist() == data.tolist()
-        assert torch.equal(batch.weights, sampler.decided[batch.start]), step
+        decided = [sampler.decided[batch.start + offset] for offset in range(len(data))]
+        assert batch.weights.tolist() == decided, step
         crossed.update(batch.virtual_epochs.tolist())
         # Scores change every step, so a plan looked up late would differ.
         sampler.stream.update_scores(batch.indices, torch.rand(2) + step % 3)

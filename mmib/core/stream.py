@@ -12,6 +12,8 @@ positions (per-rank batch size times world size), one per iteration. From
 ``anneal_iter = ceil(delta * max_iters)`` on, the stream stops pruning: the
 virtual epoch running at that iteration is cut at the first position of
 ``anneal_iter`` and every later virtual epoch is a full pass with weight 1.
+With ``prune_ratio == 0`` nothing is cut, so the stream is exactly the one
+mmengine's ``InfiniteSampler`` produces for the same seed.
 """
 from fractions import Fraction
 import math
@@ -111,7 +113,8 @@ class PrunedStream:
         anneal_iter = anneal_start_iter(self.delta, max_iters)
         iters_left = max(anneal_iter - current_iter, 0)
         self.anneal_position = self.consumed_position + iters_left * samples_per_iter
-        self._apply_anneal_cut()
+        if self.prune_ratio > 0:
+            self._apply_anneal_cut()
 
     def _apply_anneal_cut(self) -> None:
         """Cut or drop pruned plans that reach past the annealing boundary."""
@@ -146,7 +149,7 @@ class PrunedStream:
         prune_ratio = 0.0 if annealed else self.prune_ratio
         plan = plan_virtual_epoch(self.scores, prune_ratio, self.generator,
                                   shuffle=self.shuffle)
-        if (not annealed and self.anneal_position is not None
+        if (not annealed and self.prune_ratio > 0 and self.anneal_position is not None
                 and start + plan.num_planned > self.anneal_position):
             plan = plan.truncated(self.anneal_position - start)
         scheduled = _ScheduledPlan(self.next_virtual_epoch, start, plan, annealed)

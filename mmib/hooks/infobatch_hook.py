@@ -8,6 +8,7 @@ from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.runner import IterBasedTrainLoop
 
 from mmseg.registry import HOOKS
 
@@ -92,6 +93,11 @@ class InfoBatchHook(Hook):
                 f'InfoBatchHook needs an InfoBatch segmentor but the model is '
                 f"{type(model).__name__}; set model = dict(type='InfoBatchEncoderDecoder') "
                 "(or 'InfoBatchCascadeEncoderDecoder' for cascade segmentors)")
+        if not isinstance(runner.train_loop, IterBasedTrainLoop):
+            raise TypeError(
+                'InfoBatch needs an iteration-based run, got train loop '
+                f"{type(runner.train_loop).__name__}; set train_cfg = "
+                "dict(type='IterBasedTrainLoop', max_iters=...)")
         dataloader = runner.train_loop.dataloader
         batch_size = dataloader.batch_size
         if batch_size is None:
@@ -103,8 +109,17 @@ class InfoBatchHook(Hook):
         sampler.configure(batch_size, runner.iter, runner.max_iters)
         self._sampler = sampler
         self._last_reported_epoch = -1
-        runner.train_loop.dataloader_iterator = ResumedDataloaderIterator(
-            dataloader, num_replayed=runner.iter)
+
+        # A fresh run keeps mmengine's DataLoader iterator: what it already
+        # sampled is the configured stream too, unless the annealing cut falls
+        # inside it. A resumed run restarts the iterator at the restored
+        # position and skips mmengine's replay of the trained batches.
+        max_issued = sampler.max_issued_position
+        cut_inside_issued = (sampler.prune_ratio > 0 and max_issued is not None
+                             and max_issued >= sampler.stream.anneal_position)
+        if runner.iter > 0 or cut_inside_issued:
+            runner.train_loop.dataloader_iterator = ResumedDataloaderIterator(
+                dataloader, num_replayed=runner.iter)
 
     def _restore_or_start(self, runner, sampler, batch_size: int) -> None:
         state = self._checkpoint_state
@@ -124,7 +139,8 @@ class InfoBatchHook(Hook):
                 f'InfoBatch restored: virtual epoch {epoch}, position {position} '
                 f'of {plan.plan.num_planned if plan else 0} samples in it, '
                 f'{num_scored}/{stream.num_samples} samples scored, '
-                f'{len(stream.plans)} planned virtual epoch(s) kept')
+                f'{len(stream.plans)} planned virtual epoch(s) kept, '
+                f'global position {stream.consumed_position} samples')
         elif runner.iter > 0:
             stream = sampler.stream
             stream.consume(runner.iter * batch_size * sampler.world_size)
@@ -176,7 +192,9 @@ class InfoBatchHook(Hook):
 
     def _report_new_epochs(self, runner, batch: SampledBatch) -> None:
         stream = self._sampler.stream
-        for epoch in torch.unique(batch.virtual_epochs).tolist():
+        # Decide from the whole global batch so that every rank pops the same
+        # summaries and runs the boundary consistency check at the same iteration.
+        for epoch in batch.global_virtual_epochs.tolist():
             if epoch <= self._last_reported_epoch:
                 continue
             summary = stream.summaries.pop(epoch, None)

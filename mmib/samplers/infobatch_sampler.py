@@ -1,9 +1,8 @@
 """``InfiniteInfoBatchSampler``: mmengine's ``InfiniteSampler`` with pruning."""
 from collections import deque
-import copy
 import math
 import numbers
-from typing import Deque, Iterator, NamedTuple, Optional, Sized
+from typing import Deque, Iterator, NamedTuple, Optional, Sized, Tuple
 
 import torch
 from mmengine.dist import get_dist_info, sync_random_seed
@@ -26,12 +25,17 @@ class SampledBatch(NamedTuple):
         weights (torch.Tensor): float32 loss weight of each sample, decided
             when it was sampled.
         virtual_epochs (torch.Tensor): int64 virtual epoch of each sample.
+        global_virtual_epochs (torch.Tensor): Sorted int64 virtual epochs of
+            the whole global batch, the same on every rank. A rank's own
+            share can miss a virtual epoch that starts in another rank's part
+            of the batch.
     """
 
     start: int
     indices: torch.Tensor
     weights: torch.Tensor
     virtual_epochs: torch.Tensor
+    global_virtual_epochs: torch.Tensor
 
 
 @DATA_SAMPLERS.register_module()
@@ -65,9 +69,12 @@ class InfiniteInfoBatchSampler(Sampler):
     the last consumed position, discarding what was sampled but not trained;
     resuming from a checkpoint restores scores, plans, position and RNG.
 
-    Before :class:`~mmib.hooks.InfoBatchHook` configures it, the sampler yields
-    a throwaway unpruned stream so that mmengine can build the DataLoader
-    iterator; once training has started, an unconfigured sampler raises.
+    mmengine builds the DataLoader iterator, and so reads the first batches,
+    before :class:`~mmib.hooks.InfoBatchHook` configures the sampler. Until
+    then it yields the same stream position by position (nothing is scored
+    yet, so nothing can be pruned), which keeps a run with ``prune_ratio=0``
+    identical to one with mmengine's ``InfiniteSampler``. Once training has
+    started, an unconfigured sampler raises.
 
     Args:
         dataset (Sized): The dataset; only ``len(dataset)`` is used.
@@ -110,7 +117,9 @@ class InfiniteInfoBatchSampler(Sampler):
         self.stream = PrunedStream(num_samples, self.prune_ratio, self.delta,
                                    self.seed, shuffle)
         self.batch_size: Optional[int] = None
-        self._issued: Deque[SampledBatch] = deque()
+        # (ordinal, index, weight, virtual epoch) of each sampled, untrained sample.
+        self._issued: Deque[Tuple[int, int, float, int]] = deque()
+        self._iteration_start = 0
 
     # ------------------------------------------------------------ properties
     @property
@@ -142,37 +151,35 @@ class InfiniteInfoBatchSampler(Sampler):
 
     # ------------------------------------------------------------- iterating
     def __iter__(self) -> Iterator[int]:
-        if not self.configured:
-            return self._unconfigured_indices(copy.deepcopy(self.stream))
         self._issued.clear()
-        return self._rank_indices()
+        self._iteration_start = self.stream.consumed_position
+        return self._rank_indices(self._iteration_start)
 
-    def _rank_indices(self) -> Iterator[int]:
-        """Yield this rank's share of consecutive global batches."""
-        start = self.stream.consumed_position
-        while True:
-            stop = start + self.samples_per_iter
-            indices, weights, epochs = self.stream.take(start, stop)
-            share = slice(self.rank, None, self.world_size)
-            batch = SampledBatch(start, indices[share], weights[share], epochs[share])
-            self._issued.append(batch)
-            yield from batch.indices.tolist()
-            start = stop
+    def _rank_indices(self, start: int) -> Iterator[int]:
+        """Yield positions ``start + rank + k * world_size`` for k = 0, 1, ...
 
-    def _unconfigured_indices(self, stream: PrunedStream) -> Iterator[int]:
-        """Yield a throwaway stream until training starts without the hook."""
-        start = 0
+        Once configured, the whole global batch is taken from the stream when
+        its first local index is needed, so that any virtual epoch it needs
+        is planned at the same moment on every rank. Before that (while
+        mmengine builds the DataLoader iterator, with no score known yet)
+        positions are taken one by one.
+        """
+        ordinal = 0
         while True:
-            if _training_started():
+            position = start + self.rank + ordinal * self.world_size
+            if self.configured:
+                if ordinal % self.batch_size == 0:
+                    batch_start = start + ordinal * self.world_size
+                    self.stream.take(batch_start, batch_start + self.samples_per_iter)
+            elif _training_started():
                 raise RuntimeError(
                     'InfiniteInfoBatchSampler is used without InfoBatchHook, so '
                     'no sample is ever scored or pruned. Add '
                     "custom_hooks = [dict(type='InfoBatchHook')] to the config.")
-            stop = start + self.world_size
-            indices, _, _ = stream.take(start, stop)
-            yield int(indices[self.rank])
-            stream.consume(stop)
-            start = stop
+            indices, weights, epochs = self.stream.take(position, position + 1)
+            self._issued.append((ordinal, int(indices[0]), float(weights[0]), int(epochs[0])))
+            yield int(indices[0])
+            ordinal += 1
 
     def __len__(self) -> int:
         return self.num_samples
@@ -180,27 +187,51 @@ class InfiniteInfoBatchSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         """Do nothing: virtual epochs are counted by the sampler itself."""
 
+    @property
+    def max_issued_position(self) -> Optional[int]:
+        """Largest global position sampled but not yet trained, or None."""
+        if not self._issued:
+            return None
+        return self._iteration_start + self.rank + self._issued[-1][0] * self.world_size
+
     # ----------------------------------------------------------- consumption
     def pop_batch(self, batch_size: int) -> SampledBatch:
         """Return the oldest sampled batch and mark it as trained on.
 
         Args:
             batch_size (int): Number of samples in the batch the model got;
-                must equal the sampled batch.
+                must equal the configured batch size.
         """
-        if not self._issued:
+        if not self.configured:
+            raise RuntimeError('pop_batch needs configure() to be called first')
+        if batch_size != self.batch_size:
             raise RuntimeError(
-                'InfoBatch sampler FIFO is empty: a batch reached the model that '
-                'this sampler did not sample. The train DataLoader must use '
-                'InfiniteInfoBatchSampler and the default batch sampler.')
-        batch = self._issued.popleft()
-        if batch.indices.numel() != batch_size:
+                f'the model got a batch of {batch_size} samples but the sampler is '
+                f'configured for {self.batch_size}; InfoBatch needs the DataLoader '
+                'to batch consecutive sampler indices with a fixed batch_size')
+        if len(self._issued) < batch_size:
             raise RuntimeError(
-                f'the model got a batch of {batch_size} samples but the sampler '
-                f'issued {batch.indices.numel()}; InfoBatch needs the '
-                'DataLoader to batch consecutive sampler indices (the default '
-                'batch sampler with the configured batch_size)')
-        self.stream.consume(batch.start + self.samples_per_iter)
+                'InfoBatch sampler FIFO holds fewer samples than the batch that '
+                'reached the model: the batch was not sampled by this sampler. The '
+                'train DataLoader must use InfiniteInfoBatchSampler and the '
+                'default batch sampler.')
+        entries = [self._issued.popleft() for _ in range(batch_size)]
+        first_ordinal = entries[0][0]
+        if first_ordinal % batch_size != 0 or entries[-1][0] != first_ordinal + batch_size - 1:
+            raise RuntimeError(
+                f'sampled batch is not aligned: ordinals {entries[0][0]}..{entries[-1][0]} '
+                f'for batch size {batch_size}')
+        start = self._iteration_start + first_ordinal * self.world_size
+        stop = start + self.samples_per_iter
+        global_epochs = sorted({s.virtual_epoch for s in self.stream.plans
+                                if s.start < stop and s.end > start})
+        batch = SampledBatch(
+            start=start,
+            indices=torch.tensor([e[1] for e in entries], dtype=torch.int64),
+            weights=torch.tensor([e[2] for e in entries], dtype=torch.float32),
+            virtual_epochs=torch.tensor([e[3] for e in entries], dtype=torch.int64),
+            global_virtual_epochs=torch.tensor(global_epochs, dtype=torch.int64))
+        self.stream.consume(stop)
         return batch
 
     # ------------------------------------------------------------------ state
