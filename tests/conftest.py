@@ -17,3 +17,18 @@ def camvid_root():
         pytest.skip(f'CamVid ADE20K-layout data not found at {CAMVID_ROOT} '
                     '(set MMIB_CAMVID_ROOT to its folder)')
     return CAMVID_ROOT
+
+
+@pytest.fixture(autouse=True, scope='session')
+def single_torch_thread():
+    """Run torch ops on one thread.
+
+    On a 2-core machine that also runs DataLoader workers, two OpenMP threads
+    spin against each other and make small convolutions many times slower.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -19,6 +19,15 @@ EPOCH_LINE = re.compile(
     r'samples, scored (\d+), well-learned (\d+), pruned (\d+)')
 
 
+def subprocess_env():
+    """Environment for training subprocesses: unbuffered, one OpenMP thread.
+
+    On 2 cores the DataLoader workers already use the second core; two
+    OpenMP threads in the trainer spin against them and slow it down.
+    """
+    return dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+
+
 def train_command(config, work_dir, data_root, *extra, cfg_options=()):
     command = [sys.executable, TRAIN_TOOL, config, '--work-dir', str(work_dir),
                '--data-root', data_root, *extra]
@@ -32,7 +41,7 @@ def run_train(config, work_dir, data_root, *extra, cfg_options=(), timeout=600, 
     result = subprocess.run(
         train_command(config, work_dir, data_root, *extra, cfg_options=cfg_options),
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+        timeout=timeout, env=subprocess_env())
     if check and result.returncode != 0:
         raise AssertionError(f'training failed (exit {result.returncode}):\n'
                              + result.stdout[-6000:])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from e2e import (REPO_ROOT, TINY_CONFIG, epoch_lines, load_checkpoint, run_train, scalars,
-                 train_command)
+                 subprocess_env, train_command)
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def test_sigkill_then_resume_continues(camvid_root, tmp_path):
     process = subprocess.Popen(
         train_command(TINY_CONFIG, work_dir, camvid_root, cfg_options=options),
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        start_new_session=True, env=subprocess_env())
     try:
         _wait_for(work_dir / 'iter_20.pth', process, timeout=300)
         time.sleep(1.0)  # let training go on past the checkpoint
@@ -232,7 +232,7 @@ def test_stock_config_trains_under_mmseg_train_tool(camvid_root, tmp_path):
     result = subprocess.run(
         [sys.executable, mmseg_train, str(config), '--work-dir', str(tmp_path / 'work')],
         cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=900)
+        timeout=900, env=subprocess_env())
     assert result.returncode == 0, result.stdout[-6000:]
     rows = epoch_lines(result.stdout)
     assert any(row['num_pruned'] > 0 for row in rows), result.stdout[-3000:]

@@ -228,7 +228,9 @@ def _log_summary(runner, summary: dict) -> None:
         f"weight {summary['well_learned_weight']:.4f}, "
         f"kept fraction {summary['kept_fraction']:.4f}, "
         f"cumulative pruned {summary['cumulative_pruned']}, "
-        f"samples seen {summary['samples_seen']}")
+        f"samples seen {summary['samples_seen']}"
+        + (f", non-finite losses skipped so far {summary['nonfinite_scores_skipped']}"
+           if summary['nonfinite_scores_skipped'] else ''))
     scalars = {f'infobatch/{key}': summary[key] for key in (
         'virtual_epoch', 'num_planned', 'num_scored', 'num_well_learned', 'num_pruned',
         'well_learned_weight', 'kept_fraction', 'cumulative_pruned', 'samples_seen')}
