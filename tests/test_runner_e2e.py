@@ -238,3 +238,13 @@ def test_stock_config_trains_under_mmseg_train_tool(camvid_root, tmp_path):
     assert any(row['num_pruned'] > 0 for row in rows), result.stdout[-3000:]
     checkpoint = load_checkpoint(tmp_path / 'work' / 'iter_14.pth')
     assert 'infobatch' in checkpoint
+
+
+def test_resume_on_other_dataset_size_fails(finished_run, camvid_root, tmp_path):
+    source, _ = finished_run
+    result = run_train(TINY_CONFIG, tmp_path / 'other_size', camvid_root, check=False,
+                       cfg_options=['resume=True', f"load_from={osp.join(source, 'iter_20.pth')}",
+                                    'train_dataloader.dataset.indices=30'])
+    assert result.returncode != 0
+    assert 'dataset of 40 samples but the training dataset has 30' in result.stdout
+    assert 'Iter(train) [' not in result.stdout
