@@ -251,3 +251,39 @@ def test_sampler_survives_deepcopy_and_pickle():
         assert clone.num_samples == 10
         assert torch.equal(clone.stream.scores, sampler.stream.scores, ) or torch.allclose(
             clone.stream.scores, sampler.stream.scores, equal_nan=True)
+
+
+@pytest.mark.parametrize('lag', [1, 3])
+@pytest.mark.parametrize('cut_iter', [2, 5, 9, 15, 17])
+def test_state_roundtrip_with_read_ahead(cut_iter, lag):
+    """The DataLoader samples `lag` batches ahead; restoring still continues exactly."""
+    max_iters, batch_size = 24, 2
+
+    def run(sampler, start_iter, stop_iter):
+        iterator = iter(sampler)
+        for _ in range(lag * batch_size):  # the DataLoader's read-ahead
+            next(iterator)
+        out = []
+        for iteration in range(start_iter, stop_iter):
+            for _ in range(batch_size):
+                next(iterator)
+            batch = sampler.pop_batch(batch_size)
+            out.append((batch.indices, batch.weights))
+            # Scores drift with the iteration, as training losses do.
+            sampler.stream.update_scores(batch.indices, _score_of(batch.indices) * (1 + iteration))
+        return out
+
+    def fresh():
+        return _sampler(11, batch_size=batch_size, max_iters=max_iters, delta=0.75)
+
+    full = run(fresh(), 0, max_iters)
+    head = fresh()
+    run(head, 0, cut_iter)
+    state = pickle.loads(pickle.dumps(head.state_dict()))
+    resumed = InfiniteInfoBatchSampler(IndexDataset(11), seed=5, delta=0.75)
+    resumed.load_state_dict(state)
+    resumed.configure(batch_size, current_iter=cut_iter, max_iters=max_iters)
+    tail = run(resumed, cut_iter, max_iters)
+    for step, ((ref_i, ref_w), (got_i, got_w)) in enumerate(zip(full[cut_iter:], tail)):
+        assert torch.equal(ref_i, got_i), cut_iter + step
+        assert torch.equal(ref_w, got_w), cut_iter + step
