@@ -5,15 +5,17 @@ Flags match mmseg's ``tools/train.py`` (config, ``--work-dir``, ``--resume``,
 ``--data-root``, which points both the train and val datasets at one
 ADE20K-layout folder.
 
-On a machine without CUDA, ``--launcher pytorch`` initialises the process
-group with gloo before the Runner does (mmengine 0.10.7 would call
-``torch.cuda.set_device``) and wraps the model in DDP with
-``device_ids=None``.
+On a machine without CUDA, ``--launcher pytorch``, ``slurm`` and ``mpi``
+initialise the process group with gloo before the Runner does (mmengine
+0.10.7's ``init_dist`` would call ``torch.cuda.set_device``) and wrap the
+model in DDP with ``device_ids=None``. Set ``GLOO_SOCKET_IFNAME`` to the
+network interface gloo should use when the hostname does not resolve to it.
 """
 import argparse
 import logging
 import os
 import os.path as osp
+import subprocess
 import sys
 
 import torch
@@ -62,7 +64,7 @@ def build_config(args) -> Config:
         data_root = osp.abspath(args.data_root)
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             if cfg.get(loader) is not None:
-                cfg[loader].dataset.data_root = data_root
+                set_data_root(cfg[loader].dataset, data_root)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
 
@@ -82,21 +84,83 @@ def build_config(args) -> Config:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
-    cfg.resume = args.resume
+    if args.resume:
+        cfg.resume = True
     if args.launcher != 'none' and not torch.cuda.is_available():
         prepare_cpu_distributed(cfg, args.launcher)
     return cfg
 
 
+def set_data_root(dataset_cfg, data_root: str) -> None:
+    """Set ``data_root`` on a dataset config, or on the datasets it wraps.
+
+    Wrappers such as ``RepeatDataset`` and ``ClassBalancedDataset`` hold one
+    dataset under ``dataset``; ``ConcatDataset`` holds a list under
+    ``datasets``.
+    """
+    if 'dataset' in dataset_cfg:
+        set_data_root(dataset_cfg['dataset'], data_root)
+    elif 'datasets' in dataset_cfg:
+        for inner in dataset_cfg['datasets']:
+            set_data_root(inner, data_root)
+    else:
+        dataset_cfg['data_root'] = data_root
+
+
+def torch_env_from_launcher(launcher: str, environ) -> dict:
+    """Return the ``env://`` variables that a slurm or mpi launcher implies.
+
+    ``MASTER_ADDR`` and ``MASTER_PORT`` already in ``environ`` win. Under
+    slurm the default master address is the first host of
+    ``SLURM_NODELIST``, resolved with ``scontrol show hostnames``. The
+    default port is 29500.
+    """
+    if launcher == 'slurm':
+        names = ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')
+        missing = [name for name in names if name not in environ]
+        if missing:
+            raise KeyError(f'--launcher slurm needs {", ".join(missing)} in the '
+                           'environment; start the job with srun (tools/slurm_train.sh)')
+        env = dict(RANK=environ['SLURM_PROCID'], WORLD_SIZE=environ['SLURM_NTASKS'],
+                   LOCAL_RANK=environ.get('SLURM_LOCALID', '0'))
+        if 'MASTER_ADDR' not in environ:
+            env['MASTER_ADDR'] = first_slurm_host(environ['SLURM_NODELIST'])
+    elif launcher == 'mpi':
+        names = ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE', 'MASTER_ADDR')
+        missing = [name for name in names if name not in environ]
+        if missing:
+            raise KeyError(f'--launcher mpi needs {", ".join(missing)} in the '
+                           'environment; start the job with Open MPI mpirun and '
+                           'export MASTER_ADDR (the host of rank 0)')
+        env = dict(RANK=environ['OMPI_COMM_WORLD_RANK'],
+                   WORLD_SIZE=environ['OMPI_COMM_WORLD_SIZE'],
+                   LOCAL_RANK=environ.get('OMPI_COMM_WORLD_LOCAL_RANK', '0'))
+    else:
+        raise ValueError(f'unknown launcher {launcher!r}; use pytorch, slurm or mpi')
+    env.setdefault('MASTER_PORT', environ.get('MASTER_PORT', '29500'))
+    return env
+
+
+def first_slurm_host(node_list: str) -> str:
+    """Return the first host name of a slurm node list such as ``node[01-04]``."""
+    result = subprocess.run(['scontrol', 'show', 'hostnames', node_list],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hosts = result.stdout.split()
+    if result.returncode != 0 or not hosts:
+        raise RuntimeError(
+            f'scontrol show hostnames {node_list!r} failed (exit {result.returncode}): '
+            f'{result.stderr.strip()}; set MASTER_ADDR to the host of rank 0')
+    return hosts[0]
+
+
 def prepare_cpu_distributed(cfg: Config, launcher: str) -> None:
     """Start a gloo process group and DDP without device ids on CPU hosts."""
-    from mmengine.dist import init_dist, is_distributed
+    from mmengine.dist import is_distributed
 
     if not is_distributed():
-        if launcher == 'pytorch':
-            torch.distributed.init_process_group(backend='gloo')
-        else:
-            init_dist(launcher, backend='gloo')
+        if launcher != 'pytorch':
+            os.environ.update(torch_env_from_launcher(launcher, os.environ))
+        torch.distributed.init_process_group(backend='gloo')
     cfg.setdefault('env_cfg', {})
     cfg.env_cfg.setdefault('dist_cfg', {})
     cfg.env_cfg.dist_cfg.backend = 'gloo'
@@ -114,6 +178,16 @@ def main(argv=None):
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
     runner.train()
+    report_final_miou(runner)
+
+
+def report_final_miou(runner) -> None:
+    """Log the last validation mIoU and the iteration it was measured at."""
+    scalar = runner.message_hub.log_scalars.get('val/mIoU')
+    if scalar is None:
+        runner.logger.info('no validation ran, so there is no final mIoU')
+        return
+    runner.logger.info(f'final mIoU: {scalar.current():.2f} after {runner.iter} iterations')
 
 
 if __name__ == '__main__':

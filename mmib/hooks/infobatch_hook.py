@@ -141,6 +141,14 @@ class InfoBatchHook(Hook):
                 f'{num_scored}/{stream.num_samples} samples scored, '
                 f'{len(stream.plans)} planned virtual epoch(s) kept, '
                 f'global position {stream.consumed_position} samples')
+            saved_per_iter = state.get('samples_per_iter')
+            if saved_per_iter is not None and saved_per_iter != batch_size * sampler.world_size:
+                runner.logger.warning(
+                    f'InfoBatch checkpoint was trained with {saved_per_iter} samples per '
+                    f'iteration; this run takes {batch_size * sampler.world_size} '
+                    f'({batch_size} per rank x {sampler.world_size} ranks). The stream '
+                    f'continues at global position {stream.consumed_position} and '
+                    'pruning still stops at iteration ceil(delta * max_iters).')
         elif runner.iter > 0:
             stream = sampler.stream
             stream.consume(runner.iter * batch_size * sampler.world_size)
