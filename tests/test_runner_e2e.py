@@ -250,3 +250,18 @@ def test_resume_on_other_dataset_size_fails(finished_run, camvid_root, tmp_path)
     assert result.returncode != 0
     assert 'dataset of 40 samples but the training dataset has 30' in result.stdout
     assert 'Iter(train) [' not in result.stdout
+
+
+def test_checkpoint_needs_only_the_allow_list(finished_run):
+    """torch.load(weights_only=True) rejects the checkpoint unless allow-listed."""
+    import pickle as pickle_module
+
+    work_dir, _ = finished_run
+    path = osp.join(work_dir, 'iter_40.pth')
+    with pytest.raises(pickle_module.UnpicklingError):
+        torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint(path)
+    assert 'message_hub' in checkpoint and 'infobatch' in checkpoint
+    # The allow-list is scoped to the block: afterwards loading is strict again.
+    with pytest.raises(pickle_module.UnpicklingError):
+        torch.load(path, map_location='cpu', weights_only=True)
