@@ -212,37 +212,6 @@ def test_empty_dataset_rejected():
         InfiniteInfoBatchSampler(IndexDataset(0), seed=0)
 
 
-@pytest.mark.parametrize('cut_iter', [0, 3, 5, 9, 14, 15, 16, 22])
-def test_state_roundtrip_continues_stream(cut_iter):
-    """Restoring mid-epoch and at boundaries reproduces (index, weight)."""
-    max_iters, batch_size = 24, 2
-
-    def run(sampler, start_iter, stop_iter):
-        iterator = iter(sampler)
-        out = []
-        for _ in range(start_iter, stop_iter):
-            for _ in range(batch_size):
-                next(iterator)
-            batch = sampler.pop_batch(batch_size)
-            out.append((batch.indices, batch.weights))
-            sampler.stream.update_scores(batch.indices, _score_of(batch.indices))
-        return out
-
-    reference = _sampler(9, batch_size=batch_size, max_iters=max_iters, delta=0.7)
-    full = run(reference, 0, max_iters)
-
-    head = _sampler(9, batch_size=batch_size, max_iters=max_iters, delta=0.7)
-    run(head, 0, cut_iter)
-    state = pickle.loads(pickle.dumps(head.state_dict()))
-    resumed = InfiniteInfoBatchSampler(IndexDataset(9), seed=1234, delta=0.7)
-    resumed.load_state_dict(state)
-    resumed.configure(batch_size, current_iter=cut_iter, max_iters=max_iters)
-    tail = run(resumed, cut_iter, max_iters)
-    for step, ((ref_i, ref_w), (got_i, got_w)) in enumerate(zip(full[cut_iter:], tail)):
-        assert torch.equal(ref_i, got_i), cut_iter + step
-        assert torch.equal(ref_w, got_w), cut_iter + step
-
-
 def test_sampler_survives_deepcopy_and_pickle():
     sampler = _sampler(10)
     iterator = iter(sampler)
@@ -253,10 +222,16 @@ def test_sampler_survives_deepcopy_and_pickle():
             clone.stream.scores, sampler.stream.scores, equal_nan=True)
 
 
-@pytest.mark.parametrize('lag', [1, 3])
-@pytest.mark.parametrize('cut_iter', [2, 5, 9, 15, 17])
-def test_state_roundtrip_with_read_ahead(cut_iter, lag):
-    """The DataLoader samples `lag` batches ahead; restoring still continues exactly."""
+@pytest.mark.parametrize('lag', [0, 1, 3])
+@pytest.mark.parametrize('cut_iter', [0, 2, 5, 9, 15, 17, 18, 22])
+def test_state_roundtrip_continues_stream(cut_iter, lag):
+    """Restoring at any iteration continues (index, weight) exactly.
+
+    The cut points fall inside virtual epochs, right after one that ends
+    mid-batch (iteration 5: positions 10-11 of an 11-sample epoch) and at the
+    annealing boundary (iteration 18 = ceil(0.75 * 24)); the DataLoader
+    samples `lag` batches ahead of training.
+    """
     max_iters, batch_size = 24, 2
 
     def run(sampler, start_iter, stop_iter):
