@@ -197,3 +197,31 @@ def test_state_for_other_dataset_size_rejected():
     state = PrunedStream(10, 0.5, 1.0, seed=0).state_dict()
     with pytest.raises(ValueError, match='11'):
         PrunedStream(11, 0.5, 1.0, seed=0).load_state_dict(state)
+
+
+def _reference_shuffled_order(scores, prune_ratio, generator):
+    """Straightforward version: drop the first num_pruned well-learned in a permutation."""
+    scored = torch.isfinite(scores)
+    threshold = scores[scored].double().mean() if scored.any() else math.nan
+    well = scored & (scores < threshold) if scored.any() else torch.zeros_like(scored)
+    num_pruned = math.floor(prune_ratio * int(well.sum()))
+    permutation = torch.randperm(scores.numel(), generator=generator)
+    kept, upweighted, dropped = [], [], 0
+    for index in permutation.tolist():
+        if well[index] and dropped < num_pruned:
+            dropped += 1
+            continue
+        kept.append(index)
+        upweighted.append(bool(well[index]) and num_pruned > 0)
+    return kept, upweighted
+
+
+@pytest.mark.parametrize('seed', range(12))
+@pytest.mark.parametrize('prune_ratio', [0.0, 0.3, 0.5, 0.9])
+def test_shuffled_plan_matches_reference(seed, prune_ratio):
+    scores = torch.rand(200, generator=_generator(seed))
+    scores[torch.rand(200, generator=_generator(seed + 100)) < 0.3] = math.nan
+    plan = plan_virtual_epoch(scores, prune_ratio, _generator(seed))
+    kept, upweighted = _reference_shuffled_order(scores, prune_ratio, _generator(seed))
+    assert plan.order.tolist() == kept
+    assert plan.upweighted.tolist() == upweighted

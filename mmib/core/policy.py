@@ -138,42 +138,30 @@ def plan_virtual_epoch(scores: torch.Tensor, prune_ratio: float,
 
     # Steps 1-3: threshold over scored samples only.
     scored = torch.isfinite(scores)
-    num_scored = int(scored.sum())
-    if num_scored > 0:
+    num_scored = int(torch.count_nonzero(scored))
+    if num_scored == num_samples:
+        threshold = float(scores.double().mean())
+        well_learned = scores < threshold
+    elif num_scored > 0:
         threshold = float(scores[scored].double().mean())
         well_learned = scored & (scores < threshold)
     else:
         threshold = math.nan
         well_learned = torch.zeros(num_samples, dtype=torch.bool)
-    num_well_learned = int(well_learned.sum())
+    num_well_learned = int(torch.count_nonzero(well_learned))
 
     # Step 4: how many to drop.
     num_pruned = math.floor(prune_ratio * num_well_learned)
     num_kept_well = num_well_learned - num_pruned
     weight = num_well_learned / num_kept_well if num_pruned > 0 else 1.0
 
-    # Step 4 continued: which ones. With shuffle, the first `num_pruned`
-    # well-learned samples met in a uniform permutation are a uniform subset,
-    # so one permutation serves both for choosing and for ordering.
+    # Step 4 continued: which ones, and step 5: which positions carry the
+    # weight.
     if shuffle:
-        order = torch.randperm(num_samples, generator=generator).to(index_dtype)
-        if num_pruned > 0:
-            well_in_order = well_learned[order.long()]
-            rank_among_well = torch.cumsum(well_in_order, 0, dtype=torch.int64)
-            pruned_in_order = well_in_order & (rank_among_well <= num_pruned)
-            order = order[~pruned_in_order]
+        order, upweighted = _shuffled_plan(well_learned, num_pruned, generator, index_dtype)
     else:
-        order = torch.arange(num_samples, dtype=index_dtype)
-        if num_pruned > 0:
-            well_indices = torch.nonzero(well_learned).squeeze(1)
-            chosen = torch.randperm(num_well_learned, generator=generator)[:num_pruned]
-            keep = torch.ones(num_samples, dtype=torch.bool)
-            keep[well_indices[chosen]] = False
-            order = order[keep]
+        order, upweighted = _ordered_plan(well_learned, num_pruned, generator, index_dtype)
 
-    # Step 5: which positions carry the weight.
-    upweighted = well_learned[order.long()] if num_pruned > 0 else torch.zeros(
-        order.numel(), dtype=torch.bool)
     return VirtualEpochPlan(
         order=order,
         upweighted=upweighted,
@@ -183,3 +171,42 @@ def plan_virtual_epoch(scores: torch.Tensor, prune_ratio: float,
         num_scored=num_scored,
         num_well_learned=num_well_learned,
         num_pruned=num_pruned)
+
+
+def _shuffled_plan(well_learned, num_pruned, generator, index_dtype):
+    """Return (order, upweighted) from one permutation of all samples.
+
+    The first ``num_pruned`` well-learned samples met in a uniform
+    permutation are a uniform subset of them, so the same permutation both
+    chooses what to drop and orders what is kept. All of them lie before the
+    position where the running count of well-learned samples reaches
+    ``num_pruned``, so only that head of the permutation is filtered.
+    """
+    permutation = torch.randperm(well_learned.numel(), generator=generator)
+    if num_pruned == 0:
+        return permutation.to(index_dtype), torch.zeros(permutation.numel(), dtype=torch.bool)
+
+    well_in_order = well_learned[permutation]
+    count_dtype = torch.int32 if well_learned.numel() < 2**31 else torch.int64
+    running_count = torch.cumsum(well_in_order, 0, dtype=count_dtype)
+    head_length = int(torch.searchsorted(running_count, num_pruned)) + 1
+    kept_in_head = ~well_in_order[:head_length]
+    order = torch.cat([permutation[:head_length][kept_in_head],
+                       permutation[head_length:]]).to(index_dtype)
+    upweighted = torch.cat([torch.zeros(int(kept_in_head.sum()), dtype=torch.bool),
+                            well_in_order[head_length:]])
+    return order, upweighted
+
+
+def _ordered_plan(well_learned, num_pruned, generator, index_dtype):
+    """Return (order, upweighted) in index order, pruning a uniform subset."""
+    num_samples = well_learned.numel()
+    order = torch.arange(num_samples, dtype=index_dtype)
+    if num_pruned == 0:
+        return order, torch.zeros(num_samples, dtype=torch.bool)
+
+    well_indices = torch.nonzero(well_learned).squeeze(1)
+    chosen = torch.randperm(well_indices.numel(), generator=generator)[:num_pruned]
+    keep = torch.ones(num_samples, dtype=torch.bool)
+    keep[well_indices[chosen]] = False
+    return order[keep], well_learned[keep]

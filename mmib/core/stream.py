@@ -39,28 +39,42 @@ def anneal_start_iter(delta: float, max_iters: int) -> int:
 
 
 class _ScheduledPlan:
-    """A plan placed on the stream: it covers ``[start, start + num_planned)``."""
+    """A plan placed on the stream: it covers ``[start, start + num_planned)``.
+
+    ``offset`` counts the positions of the virtual epoch that came before
+    ``start`` and were dropped from the plan because they were trained before
+    a checkpoint was saved.
+    """
 
     def __init__(self, virtual_epoch: int, start: int, plan: VirtualEpochPlan,
-                 annealed: bool):
+                 annealed: bool, offset: int = 0):
         self.virtual_epoch = virtual_epoch
         self.start = start
         self.plan = plan
         self.annealed = annealed
+        self.offset = offset
 
     @property
     def end(self) -> int:
         return self.start + self.plan.num_planned
 
-    def state_dict(self) -> dict:
-        return dict(virtual_epoch=self.virtual_epoch, start=self.start,
-                    annealed=self.annealed, plan=self.plan.state_dict())
+    def state_dict(self, from_position: int) -> dict:
+        """Return the plan's state without the positions before ``from_position``."""
+        skipped = min(max(from_position - self.start, 0), self.plan.num_planned)
+        plan = self.plan
+        if skipped:
+            plan = VirtualEpochPlan(**dict(plan.state_dict(),
+                                           order=plan.order[skipped:].clone(),
+                                           upweighted=plan.upweighted[skipped:].clone()))
+        return dict(virtual_epoch=self.virtual_epoch, start=self.start + skipped,
+                    annealed=self.annealed, offset=self.offset + skipped,
+                    plan=plan.state_dict())
 
     @classmethod
     def from_state_dict(cls, state: dict) -> '_ScheduledPlan':
         return cls(state['virtual_epoch'], state['start'],
                    VirtualEpochPlan.from_state_dict(state['plan']),
-                   state['annealed'])
+                   state['annealed'], state.get('offset', 0))
 
 
 class PrunedStream:
@@ -243,7 +257,11 @@ class PrunedStream:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """Return the full state as tensors and plain Python values."""
+        """Return the full state as tensors and plain Python values.
+
+        Positions already trained are left out of the plans, so a checkpoint
+        stores at most the untrained rest of each planned virtual epoch.
+        """
         return dict(
             version=STATE_VERSION,
             num_samples=self.num_samples,
@@ -253,7 +271,7 @@ class PrunedStream:
             shuffle=self.shuffle,
             scores=self.scores.clone(),
             generator_state=self.generator.get_state(),
-            plans=[s.state_dict() for s in self.plans],
+            plans=[s.state_dict(self.consumed_position) for s in self.plans],
             next_virtual_epoch=self.next_virtual_epoch,
             consumed_position=self.consumed_position,
             cumulative_pruned=self.cumulative_pruned,

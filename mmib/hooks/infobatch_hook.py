@@ -133,11 +133,11 @@ class InfoBatchHook(Hook):
             stream = sampler.stream
             num_scored = int(torch.isfinite(stream.scores).sum())
             plan = stream.plans[0] if stream.plans else None
-            position = stream.consumed_position - plan.start if plan else 0
+            position = stream.consumed_position - plan.start + plan.offset if plan else 0
             epoch = plan.virtual_epoch if plan else stream.next_virtual_epoch
             runner.logger.info(
                 f'InfoBatch restored: virtual epoch {epoch}, position {position} '
-                f'of {plan.plan.num_planned if plan else 0} samples in it, '
+                f'of {plan.offset + plan.plan.num_planned if plan else 0} samples in it, '
                 f'{num_scored}/{stream.num_samples} samples scored, '
                 f'{len(stream.plans)} planned virtual epoch(s) kept, '
                 f'global position {stream.consumed_position} samples')
