@@ -30,15 +30,12 @@ $(VENV)/.mmib-installed: requirements.txt setup.py
 	$(PY) -c "import mmib, mmcv.ops; print('mmib', mmib.__version__, 'installed')"
 	touch $@
 
-# One OpenMP thread: on 2 cores the 2 DataLoader workers use the other
-# core, and two spinning OpenMP threads would slow training several times.
 demo: install
 	@set -e; \
 	data="$(DATA_ROOT)"; \
 	if [ -z "$$data" ]; then \
 		$(PY) tools/make_demo_data.py $(DEMO_DATA); data=$(DEMO_DATA); \
 	fi; \
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
 	$(PY) tools/train.py $(DEMO_CONFIG) --data-root "$$data" --work-dir $(WORK_DIR) \
 		--cfg-options train_cfg.max_iters=$(ITERS) param_scheduler.0.end=$(ITERS) \
 		train_cfg.val_interval=$(ITERS)
