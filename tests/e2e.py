@@ -16,7 +16,8 @@ TINY_CONFIG = osp.join(REPO_ROOT, 'tests', 'configs', 'demo_tiny.py')
 TRAIN_TOOL = osp.join(REPO_ROOT, 'tools', 'train.py')
 EPOCH_LINE = re.compile(
     r'InfoBatch virtual epoch (\d+)( \(annealing: no pruning\))?: planned (\d+) of (\d+) '
-    r'samples, scored (\d+), well-learned (\d+), pruned (\d+)')
+    r'samples( \(cut at the annealing boundary[^)]*\))?, scored (\d+), well-learned (\d+), '
+    r'pruned (\d+)')
 
 
 def subprocess_env():
@@ -55,8 +56,8 @@ def epoch_lines(text):
         rows.append(dict(
             virtual_epoch=int(match.group(1)), annealed=bool(match.group(2)),
             num_planned=int(match.group(3)), num_samples=int(match.group(4)),
-            num_scored=int(match.group(5)), num_well_learned=int(match.group(6)),
-            num_pruned=int(match.group(7))))
+            cut=bool(match.group(5)), num_scored=int(match.group(6)),
+            num_well_learned=int(match.group(7)), num_pruned=int(match.group(8))))
     return rows
 
 

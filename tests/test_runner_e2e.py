@@ -31,7 +31,10 @@ def test_demo_prunes_and_logs(finished_run):
     assert len(pruned) >= 2
     assert all(row['num_planned'] + row['num_pruned'] <= row['num_samples'] for row in pruned)
     assert rows[-1]['annealed']
-    assert 'mIoU' in output
+    # 40 iterations anneal from iteration 35 (position 140), inside a pruned pass.
+    cut = [row for row in rows if row['cut']]
+    assert len(cut) == 1 and cut[0]['num_planned'] < cut[0]['num_samples'] - cut[0]['num_pruned']
+    assert 'final mIoU:' in output
 
 
 def test_demo_writes_infobatch_scalars(finished_run):
@@ -265,3 +268,14 @@ def test_checkpoint_needs_only_the_allow_list(finished_run):
     # The allow-list is scoped to the block: afterwards loading is strict again.
     with pytest.raises(pickle_module.UnpicklingError):
         torch.load(path, map_location='cpu', weights_only=True)
+
+
+@pytest.mark.parametrize('layout', ['missing', 'empty'])
+def test_train_tool_rejects_bad_data_root(tmp_path, layout):
+    if layout == 'empty':
+        (tmp_path / 'images' / 'training').mkdir(parents=True)
+    result = run_train(TINY_CONFIG, tmp_path / 'work', str(tmp_path), check=False)
+    assert result.returncode != 0
+    expected = 'no training images' if layout == 'empty' else 'not found'
+    assert f'--data-root {tmp_path}' in result.stdout
+    assert expected in result.stdout

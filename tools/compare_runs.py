@@ -434,7 +434,7 @@ def format_reached(summary: RunSummary) -> str:
 
 TABLE_HEADER = ('run', 'max iter', 'final mIoU @ iter', 'best mIoU @ iter',
                 'target reached @ iter', 'images', 'train time (s)',
-                'iter saving', 'time saving')
+                'schedule saving (iters)', 'time saving')
 
 
 def format_row(summary: RunSummary) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 Flags match mmseg's ``tools/train.py`` (config, ``--work-dir``, ``--resume``,
 ``--amp``, ``--cfg-options``, ``--launcher``) with one addition,
-``--data-root``, which points both the train and val datasets at one
+``--data-root``, which points the train, val and test datasets at one
 ADE20K-layout folder.
 
 On a machine without CUDA, ``--launcher pytorch``, ``slurm`` and ``mpi``
@@ -57,11 +57,27 @@ def parse_args(argv=None):
     return args
 
 
+def check_data_root(data_root: str) -> None:
+    """Exit with a clear message if ``data_root`` has no training images.
+
+    mmengine 0.10.7 fails on an empty dataset with "need at least one array
+    to concatenate", which does not name the folder.
+    """
+    images = osp.join(data_root, 'images', 'training')
+    if not osp.isdir(images):
+        raise SystemExit(f'--data-root {data_root}: folder {images} not found; expected '
+                         'the ADE20K layout images/{training,validation} and '
+                         'annotations/{training,validation}')
+    if not any(name.lower().endswith(('.jpg', '.jpeg', '.png')) for name in os.listdir(images)):
+        raise SystemExit(f'--data-root {data_root}: no training images in {images}')
+
+
 def build_config(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.data_root is not None:
         data_root = osp.abspath(args.data_root)
+        check_data_root(data_root)
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             if cfg.get(loader) is not None:
                 set_data_root(cfg[loader].dataset, data_root)

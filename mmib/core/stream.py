@@ -142,6 +142,8 @@ class PrunedStream:
                 if scheduled.virtual_epoch in self.summaries:
                     self.summaries[scheduled.virtual_epoch]['num_planned'] = \
                         scheduled.plan.num_planned
+                    self.summaries[scheduled.virtual_epoch].setdefault(
+                        'full_planned', scheduled.offset + scheduled.end - scheduled.start)
                 kept.append(scheduled)
             # A pruned plan that starts at or after the boundary was made
             # under another clock; it is dropped and planned again.
@@ -163,6 +165,7 @@ class PrunedStream:
         prune_ratio = 0.0 if annealed else self.prune_ratio
         plan = plan_virtual_epoch(self.scores, prune_ratio, self.generator,
                                   shuffle=self.shuffle)
+        full_planned = plan.num_planned
         if (not annealed and self.prune_ratio > 0 and self.anneal_position is not None
                 and start + plan.num_planned > self.anneal_position):
             plan = plan.truncated(self.anneal_position - start)
@@ -182,7 +185,8 @@ class PrunedStream:
             threshold=plan.threshold,
             well_learned_weight=plan.well_learned_weight,
             kept_fraction=(plan.num_samples - plan.num_pruned) / plan.num_samples,
-            cumulative_pruned=self.cumulative_pruned)
+            cumulative_pruned=self.cumulative_pruned,
+            full_planned=full_planned)
         return scheduled
 
     def take(self, start: int, stop: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -140,7 +140,8 @@ class InfoBatchHook(Hook):
                 f'of {plan.offset + plan.plan.num_planned if plan else 0} samples in it, '
                 f'{num_scored}/{stream.num_samples} samples scored, '
                 f'{len(stream.plans)} planned virtual epoch(s) kept, '
-                f'global position {stream.consumed_position} samples')
+                f'global position {stream.consumed_position} samples. mmengine\'s '
+                '"Advance dataloader" replay that follows is skipped: it loads no data')
             saved_per_iter = state.get('samples_per_iter')
             if saved_per_iter is not None and saved_per_iter != batch_size * sampler.world_size:
                 runner.logger.warning(
@@ -149,6 +150,15 @@ class InfoBatchHook(Hook):
                     f'({batch_size} per rank x {sampler.world_size} ranks). The stream '
                     f'continues at global position {stream.consumed_position} and '
                     'pruning still stops at iteration ceil(delta * max_iters).')
+            saved_read_ahead = state.get('read_ahead_batches')
+            read_ahead = _read_ahead_batches(runner.train_loop.dataloader)
+            if saved_read_ahead is not None and saved_read_ahead != read_ahead:
+                runner.logger.warning(
+                    f'InfoBatch checkpoint was trained with the DataLoader reading '
+                    f'{saved_read_ahead} batches ahead (num_workers x prefetch_factor); '
+                    f'this run reads {read_ahead}. Later virtual epochs are planned at '
+                    'other moments, so the run continues correctly but not identically '
+                    'to an uninterrupted one.')
         elif runner.iter > 0:
             stream = sampler.stream
             stream.consume(runner.iter * batch_size * sampler.world_size)
@@ -221,6 +231,7 @@ class InfoBatchHook(Hook):
         checkpoint[CHECKPOINT_KEY] = dict(
             trained_iters=checkpoint['meta']['iter'],
             samples_per_iter=self._sampler.samples_per_iter,
+            read_ahead_batches=_read_ahead_batches(runner.train_loop.dataloader),
             stream=self._sampler.state_dict())
 
 
@@ -228,9 +239,13 @@ def _log_summary(runner, summary: dict) -> None:
     threshold = summary['threshold']
     threshold_text = 'none (no scores)' if math.isnan(threshold) else f'{threshold:.4f}'
     annealed = ' (annealing: no pruning)' if summary['annealed'] else ''
+    full_planned = summary.get('full_planned', summary['num_planned'])
+    cut = (f' (cut at the annealing boundary; the full pass had {full_planned}; '
+           'pruned and kept fraction describe the full pass)'
+           if full_planned != summary['num_planned'] else '')
     runner.logger.info(
         f"InfoBatch virtual epoch {summary['virtual_epoch']}{annealed}: "
-        f"planned {summary['num_planned']} of {summary['num_samples']} samples, "
+        f"planned {summary['num_planned']} of {summary['num_samples']} samples{cut}, "
         f"scored {summary['num_scored']}, well-learned {summary['num_well_learned']}, "
         f"pruned {summary['num_pruned']}, threshold {threshold_text}, "
         f"weight {summary['well_learned_weight']:.4f}, "
@@ -245,6 +260,13 @@ def _log_summary(runner, summary: dict) -> None:
     if not math.isnan(threshold):
         scalars['infobatch/threshold'] = threshold
     runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
+
+
+def _read_ahead_batches(dataloader) -> int:
+    """Return how many batches the DataLoader samples ahead of training."""
+    if not dataloader.num_workers:
+        return 0
+    return dataloader.num_workers * (dataloader.prefetch_factor or 2)
 
 
 def _unwrap(model):
