@@ -1,9 +1,9 @@
 """InfoBatch pruning policy for one virtual epoch, free of mmengine and mmseg.
 
 A *virtual epoch* is one pass over the samples that survive pruning. Planning
-it takes the current per-sample scores (the latest training loss of each
-sample, ``NaN`` for a sample that has never been scored) and returns the order
-in which the kept samples are visited plus the loss weight each one carries.
+it reads the current per-sample scores: the latest training loss of each
+sample, ``NaN`` for a sample that has never been scored. It returns the order
+in which the kept samples are visited and the loss weight each one carries.
 
 The rule, for ``N`` samples and ``prune_ratio`` ``r``:
 
@@ -31,7 +31,7 @@ __all__ = ['VirtualEpochPlan', 'plan_virtual_epoch', 'index_dtype_for']
 
 
 def index_dtype_for(num_samples: int) -> torch.dtype:
-    """Return the narrowest signed integer dtype that holds every index.
+    """Return the narrowest signed integer dtype that can store every index.
 
     Plans are stored with this dtype to keep checkpoint state small; indices
     are widened to int64 whenever they leave the plan.

@@ -80,7 +80,7 @@ class _ScheduledPlan:
 class PrunedStream:
     """Scores, RNG and the virtual-epoch plans of one InfoBatch run.
 
-    Every rank holds an identical copy: the same seed, the same score updates
+    Every rank keeps an identical copy. The same seed, the same score updates
     in the same order, and planning triggered at the same global batch give
     the same plans without any communication.
 

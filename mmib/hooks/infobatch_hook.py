@@ -30,10 +30,11 @@ class InfoBatchHook(Hook):
 
     Per run (``before_train``): checks that the train DataLoader uses
     :class:`~mmib.samplers.InfiniteInfoBatchSampler` and the model an
-    InfoBatch segmentor, restores the sampler state on resume, gives the
-    sampler the per-rank batch size, the current iteration and
-    ``max_iters``, and restarts the DataLoader iterator at the restored
-    position (mmengine's replay of already-trained batches is skipped).
+    InfoBatch segmentor, and restores the sampler state on resume. Then it
+    gives the sampler the per-rank batch size, the current iteration and
+    ``max_iters``. A resumed run restarts the DataLoader iterator at the
+    restored position, and mmengine's replay of trained batches loads no
+    data.
 
     Per iteration: before the forward pass, attaches to each
     ``SegDataSample`` the sampler index and loss weight bound to it when it
