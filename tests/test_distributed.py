@@ -190,10 +190,18 @@ def consumed_positions(probes, stop_iter=None):
 
 
 def latest_plans(*probe_groups):
-    """Return virtual epoch -> plan; later runs replace plans they re-recorded."""
+    """Return virtual epoch -> plan; later runs replace plans they re-recorded.
+
+    A resumed run holds the interrupted virtual epoch without its trained
+    head (a checkpoint keeps only untrained positions, so its plan starts
+    later); the earlier run's full plan is kept for that epoch.
+    """
     plans = {}
     for probes in probe_groups:
         for plan in probes[0]['plans']:
+            known = plans.get(plan['virtual_epoch'])
+            if known is not None and plan['start'] > known['start']:
+                continue
             plans[plan['virtual_epoch']] = plan
     return plans
 

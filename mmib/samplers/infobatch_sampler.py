@@ -166,16 +166,23 @@ class InfiniteInfoBatchSampler(Sampler):
         """
         ordinal = 0
         while True:
-            position = start + self.rank + ordinal * self.world_size
-            if self.configured:
-                if ordinal % self.batch_size == 0:
-                    batch_start = start + ordinal * self.world_size
-                    self.stream.take(batch_start, batch_start + self.samples_per_iter)
-            elif _training_started():
+            if self.configured and ordinal % self.batch_size == 0:
+                batch_start = start + ordinal * self.world_size
+                indices, weights, epochs = self.stream.take(
+                    batch_start, batch_start + self.samples_per_iter)
+                share = slice(self.rank, None, self.world_size)
+                for index, weight, epoch in zip(indices[share].tolist(), weights[share].tolist(),
+                                                epochs[share].tolist()):
+                    self._issued.append((ordinal, index, weight, epoch))
+                    yield index
+                    ordinal += 1
+                continue
+            if not self.configured and _training_started():
                 raise RuntimeError(
                     'InfiniteInfoBatchSampler is used without InfoBatchHook, so '
                     'no sample is ever scored or pruned. Add '
                     "custom_hooks = [dict(type='InfoBatchHook')] to the config.")
+            position = start + self.rank + ordinal * self.world_size
             indices, weights, epochs = self.stream.take(position, position + 1)
             self._issued.append((ordinal, int(indices[0]), float(weights[0]), int(epochs[0])))
             yield int(indices[0])
