@@ -217,13 +217,6 @@ class PrunedStream:
             epochs.append(torch.full((hi - lo,), scheduled.virtual_epoch, dtype=torch.int64))
         return torch.cat(indices), torch.cat(weights), torch.cat(epochs)
 
-    def plan_at(self, position: int) -> _ScheduledPlan:
-        """Return the scheduled plan that covers ``position`` (already planned)."""
-        for scheduled in self.plans:
-            if scheduled.start <= position < scheduled.end:
-                return scheduled
-        raise KeyError(f'no plan covers position {position}')
-
     # ----------------------------------------------------------- consumption
     def consume(self, position: int) -> None:
         """Mark every position before ``position`` as trained on."""
@@ -252,11 +245,10 @@ class PrunedStream:
             raise IndexError(
                 f'score index out of range [0, {self.num_samples}): '
                 f'min {int(indices.min())}, max {int(indices.max())}')
-        # index_put_ with repeated indices keeps an unspecified one; write in
-        # order so that the last occurrence deterministically wins.
-        order = torch.arange(indices.numel())
-        _, first_of_reversed = _last_occurrence(indices, order)
-        self.scores[indices[first_of_reversed]] = values[first_of_reversed]
+        # Indexed assignment keeps an unspecified value for a repeated index,
+        # so only each index's last occurrence is written.
+        last = _last_occurrence_positions(indices)
+        self.scores[indices[last]] = values[last]
         return num_skipped
 
     # ------------------------------------------------------------------ state
@@ -308,12 +300,12 @@ class PrunedStream:
         self.anneal_position = None
 
 
-def _last_occurrence(indices: torch.Tensor, order: torch.Tensor):
-    """Return (unique indices, position of each one's last occurrence)."""
-    if indices.numel() == 0:
-        return indices, order
-    reversed_indices = indices.flip(0)
-    unique, inverse = torch.unique(reversed_indices, return_inverse=True)
-    first_in_reversed = torch.full((unique.numel(),), indices.numel(), dtype=torch.int64)
-    first_in_reversed.scatter_reduce_(0, inverse, torch.arange(indices.numel()), reduce='amin')
-    return unique, indices.numel() - 1 - first_in_reversed
+def _last_occurrence_positions(indices: torch.Tensor) -> torch.Tensor:
+    """Return the position of the last occurrence of each distinct index."""
+    count = indices.numel()
+    if count == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    _, inverse = torch.unique(indices, return_inverse=True)
+    last = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.int64)
+    last.scatter_reduce_(0, inverse, torch.arange(count), reduce='amax')
+    return last

@@ -123,10 +123,6 @@ class PerImageLoss:
         self.role = role
         module.forward = self
 
-    def remove(self) -> None:
-        """Restore the module's own ``forward``."""
-        del self.module.forward
-
     #: Whether the stock forward takes the pixel weight as its third argument.
     weight_is_third_argument = True
 
