@@ -24,7 +24,7 @@ Measured per dataset size:
   (one of each per round), so load from other processes falls on both,
 * peak memory above the resident size before planning, each plan in a fresh
   subprocess: the kernel's high-water mark (VmHWM, reset through
-  /proc/self/clear_refs) minus VmRSS before the call. glibc is told to
+  /proc/self/clear_refs) minus VmRSS before the call. glibc is set to
   serve every allocation above 64 KiB with mmap, so freed arrays leave the
   resident set and cannot hide a later peak. This counts torch tensors,
   which tracemalloc does not see,

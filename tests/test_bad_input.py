@@ -14,7 +14,7 @@ from mmib.samplers import InfiniteInfoBatchSampler, SampledBatch
 from test_sampler import IndexDataset, _sampler, _train
 
 
-def test_prune_ratio_close_to_one_keeps_one_well_learned():
+def test_prune_ratio_near_one():
     scores = torch.arange(100, dtype=torch.float32)
     generator = torch.Generator().manual_seed(0)
     plan = plan_virtual_epoch(scores, 0.999, generator)
@@ -30,7 +30,7 @@ def test_delta_one_never_anneals():
     assert stream.anneal_position == 40  # the first position after training
 
 
-def test_max_iters_shorter_than_a_virtual_epoch_prunes_nothing():
+def test_short_run_prunes_nothing():
     sampler = _sampler(50, batch_size=2, max_iters=10)
     history = _train([sampler], 10, 2)
     weights = torch.cat([batch.weights for batch in history[0]])

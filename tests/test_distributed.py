@@ -192,7 +192,7 @@ def consumed_positions(probes, stop_iter=None):
 def latest_plans(*probe_groups):
     """Return virtual epoch -> plan; later runs replace plans they re-recorded.
 
-    A resumed run holds the interrupted virtual epoch without its trained
+    A resumed run keeps the interrupted virtual epoch without its trained
     head (a checkpoint keeps only untrained positions, so its plan starts
     later); the earlier run's full plan is kept for that epoch.
     """

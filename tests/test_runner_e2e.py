@@ -26,14 +26,16 @@ def finished_run(camvid_root, tmp_path_factory):
 def test_demo_prunes_and_logs(finished_run):
     _, output = finished_run
     rows = epoch_lines(output)
-    assert rows[0]['num_pruned'] == 0 and rows[0]['num_scored'] == 0
+    assert rows[0]['num_pruned'] == 0
+    assert rows[0]['num_scored'] == 0
     pruned = [row for row in rows if row['num_pruned'] > 0]
     assert len(pruned) >= 2
     assert all(row['num_planned'] + row['num_pruned'] <= row['num_samples'] for row in pruned)
     assert rows[-1]['annealed']
     # 40 iterations anneal from iteration 35 (position 140), inside a pruned pass.
     cut = [row for row in rows if row['cut']]
-    assert len(cut) == 1 and cut[0]['num_planned'] < cut[0]['num_samples'] - cut[0]['num_pruned']
+    assert len(cut) == 1
+    assert cut[0]['num_planned'] < cut[0]['num_samples'] - cut[0]['num_pruned']
     assert 'final mIoU:' in output
 
 
@@ -150,9 +152,9 @@ def test_resume_without_replaying_data(finished_run, camvid_root, tmp_path):
     """resume=True in the config resumes; the sampler is not advanced twice.
 
     mmengine replays ``iter`` batches on resume without calling hooks. Had
-    those batches come from the sampler, the FIFO would hold samples the
-    model never saw and the sample-order check would fail; the consumed
-    position at the end proves the stream advanced once per iteration.
+    those batches come from the sampler, the FIFO would contain samples the
+    model never saw, so the sample-order check would fail. The consumed
+    position at the end shows that the stream advanced once per iteration.
     """
     source, _ = finished_run
     work_dir = tmp_path / 'resume_no_replay'

@@ -110,8 +110,8 @@ def build_config(args) -> Config:
 def set_data_root(dataset_cfg, data_root: str) -> None:
     """Set ``data_root`` on a dataset config, or on the datasets it wraps.
 
-    Wrappers such as ``RepeatDataset`` and ``ClassBalancedDataset`` hold one
-    dataset under ``dataset``; ``ConcatDataset`` holds a list under
+    Wrappers such as ``RepeatDataset`` and ``ClassBalancedDataset`` wrap one
+    dataset under ``dataset``, and ``ConcatDataset`` wraps a list under
     ``datasets``.
     """
     if 'dataset' in dataset_cfg:

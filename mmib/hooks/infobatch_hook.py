@@ -36,11 +36,11 @@ class InfoBatchHook(Hook):
     restored position, and mmengine's replay of trained batches loads no
     data.
 
-    Per iteration: before the forward pass, attaches to each
+    Per iteration: before the forward pass, it attaches to each
     ``SegDataSample`` the sampler index and loss weight bound to it when it
-    was sampled (metainfo ``infobatch_index``, ``infobatch_weight``); after
-    it, gathers ``(index, score)`` pairs from all ranks in one all-gather and
-    updates every rank's score table identically.
+    was sampled (metainfo ``infobatch_index``, ``infobatch_weight``). After
+    the pass, it gathers ``(index, score)`` pairs from all ranks in one
+    all-gather and updates every rank's score table identically.
 
     Per virtual epoch: logs one line and ``infobatch/*`` scalars when its
     first batch is trained.

@@ -17,7 +17,7 @@ class ResumedDataloaderIterator:
 
     Args:
         dataloader (DataLoader): The train DataLoader.
-        num_replayed (int): Number of replay calls to answer with None.
+        num_replayed (int): Number of replay calls that return None.
     """
 
     def __init__(self, dataloader: DataLoader, num_replayed: int) -> None:

@@ -218,7 +218,7 @@ class InfiniteInfoBatchSampler(Sampler):
                 'to batch consecutive sampler indices with a fixed batch_size')
         if len(self._issued) < batch_size:
             raise RuntimeError(
-                'InfoBatch sampler FIFO holds fewer samples than the batch that '
+                'InfoBatch sampler FIFO contains fewer samples than the batch that '
                 'reached the model: the batch was not sampled by this sampler. The '
                 'train DataLoader must use InfiniteInfoBatchSampler and the '
                 'default batch sampler.')
@@ -260,11 +260,13 @@ def _check_ratio(name: str, value, low_inclusive: bool, high_inclusive: bool) ->
     low_ok = value >= 0 if low_inclusive else value > 0
     high_ok = value <= 1 if high_inclusive else value < 1
     if not (low_ok and high_ok and math.isfinite(value)):
-        interval = ('[' if low_inclusive else '(') + '0, 1' + (']' if high_inclusive else ')')
+        opening = '[' if low_inclusive else '('
+        closing = ']' if high_inclusive else ')'
+        interval = f'{opening}0, 1{closing}'
         raise ValueError(f'{name} must be in {interval}, got {value!r}')
 
 
 def _training_started() -> bool:
-    """Whether mmengine's current run has entered its train loop."""
+    """Return whether mmengine's current run has entered its train loop."""
     hub = MessageHub.get_current_instance()
     return hub.get_info('loop_stage') == 'train'

@@ -50,7 +50,7 @@ UNSUPPORTED_HEADS = {
 class InfoBatchSegmentorMixin:
     """Adds per-image scores and weights to an mmseg segmentor's ``loss``.
 
-    After each training ``loss`` call, :attr:`infobatch_last` holds
+    After each training ``loss`` call, :attr:`infobatch_last` contains
     ``{'indices': int64 (B,), 'scores': float32 (B,)}``: the sampler index
     of each image and its score (NaN where no valid pixel was seen).
 
@@ -132,7 +132,7 @@ def _owned_loss_modules(head: nn.Module, role: str) -> Iterator[Tuple[nn.Module,
     K-Net's ``kernel_generate_head.loss_decode``.
 
     Raises:
-        UnsupportedLossError: If ``head`` holds no mmseg loss module.
+        UnsupportedLossError: If ``head`` contains no mmseg loss module.
     """
     seen = set()
     for owner in head.modules():
@@ -144,7 +144,7 @@ def _owned_loss_modules(head: nn.Module, role: str) -> Iterator[Tuple[nn.Module,
                     yield owner, loss
     if not seen:
         raise UnsupportedLossError(
-            f'{role} head {type(head).__name__} holds no mmseg loss module (a module '
+            f'{role} head {type(head).__name__} contains no mmseg loss module (a module '
             'with loss_name, as in loss_decode), so its losses cannot be scored per '
             "image; InfoBatch supports heads that compute their loss with mmseg's "
             'loss modules.')
@@ -208,8 +208,8 @@ class InfoBatchEncoderDecoder(InfoBatchSegmentorMixin, EncoderDecoder):
     Args:
         score_source (str): Which heads' losses form an image's score:
             ``'all'`` (default) sums the decode and auxiliary heads'
-            per-image losses, each scaled by its ``loss_weight``, which is the
-            image's share of the training loss InfoBatch is defined on;
+            per-image losses, each scaled by its ``loss_weight``. That sum is
+            the image's share of the training loss InfoBatch is defined on.
             ``'decode'`` uses the decode head alone.
     """
 
